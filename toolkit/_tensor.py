@@ -20,7 +20,7 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
 
 
 def bcast(v: Tensor, x: Tensor) -> Tensor:
-    """Broadcast a per-sample value ``v`` of shape ``(B,)`` (or scalar) against ``x (B, *event)``."""
+    """Broadcast a per-sample ``v`` of shape ``(B,)`` (or a scalar) against ``x (B, *event)``."""
     if v.ndim == 0:
         return v.to(x.dtype if x.is_floating_point() else v.dtype)
     return append_dims(v, x.ndim)
@@ -36,8 +36,8 @@ def as_time(t: float | Tensor, x: Tensor, *, dtype: torch.dtype | None = None) -
         t = t.expand(x.shape[0])
     if t.shape != (x.shape[0],):
         raise ValueError(
-            f"time must be a scalar or a (B,) tensor with B={x.shape[0]}; got shape {tuple(t.shape)}."
-            " Pass one time per sample, e.g. torch.full((B,), t)."
+            f"time must be a scalar or a (B,) tensor with B={x.shape[0]}; got shape"
+            f" {tuple(t.shape)}. Pass one time per sample, e.g. torch.full((B,), t)."
         )
     return t
 

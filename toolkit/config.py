@@ -1,4 +1,4 @@
-"""Run configs: dataclasses of primitives, read from TOML, overridden by flags, saved beside outputs.
+"""Run configs: dataclasses of primitives, read from TOML, overridden by flags, saved with outputs.
 
 Precedence: dataclass defaults < ``--config file.toml`` < explicit command-line flags. Unknown keys
 and wrong types are errors that name the key and the allowed ones.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from ._files import atomic_write_text
 
@@ -37,7 +38,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, *, section: str | None = None, **overrides: Any) -> T:
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike | None = None,
+    *,
+    section: str | None = None,
+    **overrides: Any,
+) -> T:
     """Build ``cls`` from defaults, an optional TOML file (optionally one ``[section]``) and
     overrides (``None`` means "not given")."""
     if not dataclasses.is_dataclass(cls):
@@ -52,8 +59,10 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, *, section:
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config file {p} is not valid TOML: {err}") from None
-        if section is not None and section in data and isinstance(data[section], dict):
-            data = data[section]
+        if section is not None:  # shared top-level keys plus this command's [section] table
+            table = data.get(section, {})
+            data = {k: v for k, v in data.items() if not isinstance(v, dict)}
+            data.update(table if isinstance(table, dict) else {})
         for k, v in data.items():
             if k not in fields:
                 raise ValueError(

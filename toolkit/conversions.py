@@ -99,7 +99,8 @@ def velocity_from_x0(
 def x0_from_velocity(
     x: Tensor, t, velocity: Tensor, process: GaussianProcess, *, mu: Tensor | None = None
 ):
-    # v = (alpha' - sigma' alpha / sigma) y0 + (sigma'/sigma) y  =>  y0 = (sigma v - sigma' y) / (sigma alpha' - sigma' alpha)
+    # v = (alpha' - sigma' alpha / sigma) y0 + (sigma' / sigma) y, hence
+    # y0 = (sigma v - sigma' y) / (sigma alpha' - sigma' alpha)
     t, a, s, y = _ays(x, t, process, mu)
     da, ds = bcast(process.d_alpha(t), x), bcast(process.d_sigma(t), x)
     return _shift((s * velocity - ds * y) / (s * da - ds * a), mu)

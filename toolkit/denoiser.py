@@ -17,7 +17,7 @@ from ._tensor import as_time, bcast, check_finite, get_mu
 from .conversions import check_prediction, to_x0
 from .processes import GaussianProcess, Masked, Process
 
-__all__ = ["DenoiserLike", "Denoiser", "MaskedDenoiser", "edm_coefficients", "native_weight"]
+__all__ = ["Denoiser", "DenoiserLike", "MaskedDenoiser", "edm_coefficients", "native_weight"]
 
 
 @runtime_checkable
@@ -129,7 +129,7 @@ class Denoiser(nn.Module):
 
 
 class MaskedDenoiser(nn.Module):
-    """Token denoiser for the masked process: ``D(x, t, cond) -> p(x0 | x_t)`` of shape ``(B, L, V)``.
+    """Token denoiser for the masked process: ``D(x, t, cond) -> p(x0 | x_t)``, shape ``(B, L, V)``.
 
     The network returns logits ``(B, L, V)`` (or ``V + 1``; the mask logit is dropped). Unmasked
     tokens are carried over (probability one on their value), as the absorbing posterior requires.

@@ -74,7 +74,17 @@ def resolve_device(device: str | None):
     return dev
 
 
-def start_run(cls, *, config: Path | None, out: Path | None, force: bool, resume: bool = False, section: str | None = None, default_out: str, **flags: Any):
+def start_run(
+    cls,
+    *,
+    config: Path | None,
+    out: Path | None,
+    force: bool,
+    resume: bool = False,
+    section: str | None = None,
+    default_out: str,
+    **flags: Any,
+):
     """Merge defaults < TOML < flags into ``cls``, prepare ``--out`` and save ``config.toml`` there.
 
     Returns ``(cfg, out_dir)``. Errors (bad keys, existing outputs) exit with a clear message.

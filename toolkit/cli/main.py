@@ -15,9 +15,15 @@ from .._version import __version__
 
 # name -> (module holding a typer `app`, one-line help shown without importing it)
 SUBAPPS: dict[str, tuple[str, str]] = {
-    "toy": ("sciffusion.cli.toy", "2-D Gaussian-mixture toy: train, sample, evaluate (the core end-to-end job)."),
+    "toy": (
+        "sciffusion.cli.toy",
+        "2-D Gaussian-mixture toy: train, sample, evaluate (the core end-to-end job).",
+    ),
     "solvers": ("sciffusion.solvers.cli", "List the samplers and benchmark them on exact oracles."),
-    "mri": ("sciffusion.domains.mri.cli", "MRI: simulate, train, reconstruct, acquire, evaluate, benchmark."),
+    "mri": (
+        "sciffusion.domains.mri.cli",
+        "MRI: simulate, train, reconstruct, acquire, evaluate, benchmark.",
+    ),
 }
 
 EXTRAS = {
@@ -98,15 +104,23 @@ def root(
 def info() -> None:
     """Versions, installed extras and compute devices."""
     import torch
+    from rich.table import Table
 
     from .common import console
-
-    from rich.table import Table
 
     table = Table(title=f"sciffusion {__version__}", show_header=False)
     table.add_row("python", platform.python_version())
     table.add_row("torch", torch.__version__)
-    for name in ("pytorch_lightning", "numpy", "scipy", "fastmri", "torchaudio", "rdkit", "ase", "xarray"):
+    for name in (
+        "pytorch_lightning",
+        "numpy",
+        "scipy",
+        "fastmri",
+        "torchaudio",
+        "rdkit",
+        "ase",
+        "xarray",
+    ):
         ver = "-"
         if _available(name):
             try:

@@ -24,7 +24,7 @@ __all__ = ["GaussianOracle"]
 
 
 class GaussianOracle:
-    """Gaussian data with ``mean (d,)`` and ``cov (d, d)`` laid out as ``event_shape`` (default ``(d,)``).
+    """Gaussian data ``N(mean (d,), cov (d, d))`` laid out as ``event_shape`` (default ``(d,)``).
 
     ``oracle.denoiser(process)`` is an exact denoiser ``D(x, t, cond=None)`` (contract 2). Work in
     float64 for order and posterior tests.
@@ -147,7 +147,7 @@ class GaussianOracle:
 
 
 class _GaussianDenoiser:
-    """Exact ``D(x, t, cond) = E[x0 | x_t]`` for a :class:`GaussianOracle`; ``cond`` may carry ``mu``."""
+    """Exact ``D(x, t, cond) = E[x0 | x_t]`` of a :class:`GaussianOracle`; ``cond`` may carry mu."""
 
     def __init__(self, oracle: GaussianOracle, process: GaussianProcess) -> None:
         self.oracle = oracle

@@ -4,7 +4,8 @@
 ``y = alpha x0 + sigma eps`` (``y = x - (1 - alpha) mu`` for processes with a mean)::
 
     p(k | x_t)  ∝ pi_k N(y; alpha m_k, alpha^2 Sigma_k + sigma^2 I)         (log-sum-exp)
-    E[x0 | x_t] = sum_k p(k | x_t) [m_k + alpha Sigma_k (alpha^2 Sigma_k + sigma^2 I)^-1 (y - alpha m_k)]
+    E[x0 | x_t] = sum_k p(k | x_t) [m_k + alpha Sigma_k (alpha^2 Sigma_k + sigma^2 I)^-1
+                                          (y - alpha m_k)]
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class GaussianMixtureOracle:
         return torch.bincount(k, minlength=self.n_components).to(self.weights.dtype) / len(k)
 
     def mode_weight_tv(self, x0: Tensor) -> float:
-        """Total variation ``0.5 sum |w_hat - pi|`` between sample mode occupancy and the weights."""
+        """Total variation ``0.5 sum |w_hat - pi|`` between mode occupancy and the weights."""
         return 0.5 * float((self.mode_weights(x0) - self.weights).abs().sum())
 
     def denoiser(self, process: GaussianProcess) -> _GMMDenoiser:

@@ -1,9 +1,9 @@
 """Reference probability-flow ODE solutions: adaptive high-order integration in float64.
 
-In the VE frame ``x~ = (x - mu) / alpha`` with half log-SNR ``lam = log(alpha / sigma)`` the PF-ODE of
-every Gaussian process is the non-stiff ``d x~ / d lam = D~(x~) - x~`` (``D~ = D - mu``), which
-DOP853 (scipy) integrates to ``rtol = atol = 1e-10`` in a few hundred evaluations. This is the
-ground truth of the solver order tests and benchmarks.
+In the VE frame ``x~ = (x - mu) / alpha`` with half log-SNR ``lam = log(alpha / sigma)`` the
+PF-ODE of every Gaussian process is the non-stiff ``d x~ / d lam = D~(x~) - x~``
+(``D~ = D - mu``), which DOP853 (scipy) integrates to ``rtol = atol = 1e-10`` in a few hundred
+evaluations. This is the ground truth of the solver order tests and benchmarks.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class Process(ABC):
     ) -> Tensor: ...
 
     def noise_cond(self, t: Tensor) -> Tensor:
-        """The scalar a network is conditioned on: ``-log_snr / 8`` (EDM's ``ln(sigma) / 4`` for VE).
+        """The scalar a network is conditioned on: ``-log_snr / 8`` (EDM's ``ln(sigma)/4`` for VE).
 
         It is finite at ``t = 0`` and ``t = 1`` (clamped to [-20, 20]) and means the same noise
         level for every process, so one network architecture serves all of them.
@@ -109,7 +109,7 @@ class Process(ABC):
 
 
 class GaussianProcess(Process):
-    """``x_t = alpha x0 + (1 - alpha) mu + sigma eps``; subclasses define ``log_snr`` and its inverse."""
+    """``x_t = alpha x0 + (1 - alpha) mu + sigma eps``; subclasses give log-SNR and its inverse."""
 
     @abstractmethod
     def alpha(self, t: float | Tensor) -> Tensor: ...
@@ -130,14 +130,14 @@ class GaussianProcess(Process):
         if self.has_mean:
             if mu is None:
                 raise ValueError(
-                    f"the {self.name!r} process drifts towards a condition-dependent mean mu, but no"
-                    " mu was given. Pass cond=mu (a tensor shaped like x, e.g. the degraded"
+                    f"the {self.name!r} process drifts towards a condition-dependent mean mu,"
+                    " but no mu was given. Pass cond=mu (a tensor shaped like x, e.g. the degraded"
                     " observation) or cond={'mu': mu, ...}."
                 )
             if mu.shape != x.shape:
                 raise ValueError(
-                    f"mu has shape {tuple(mu.shape)} but x has shape {tuple(x.shape)}; the mean of a"
-                    f" {self.name!r} process must match the data shape."
+                    f"mu has shape {tuple(mu.shape)} but x has shape {tuple(x.shape)}; the mean"
+                    f" of a {self.name!r} process must match the data shape."
                 )
             return mu
         return None

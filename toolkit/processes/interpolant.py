@@ -81,9 +81,9 @@ class StochasticInterpolant(GaussianProcess):
     """
 
     name: ClassVar[str] = "stochastic-interpolant"
-    a: Callable[[Tensor], Tensor] = lambda t: 1 - t  # noqa: E731
-    b: Callable[[Tensor], Tensor] = lambda t: t  # noqa: E731
-    g: Callable[[Tensor], Tensor] = lambda t: torch.zeros_like(t)  # noqa: E731
+    a: Callable[[Tensor], Tensor] = lambda t: 1 - t
+    b: Callable[[Tensor], Tensor] = lambda t: t
+    g: Callable[[Tensor], Tensor] = lambda t: torch.zeros_like(t)
 
     def __post_init__(self) -> None:
         t = torch.linspace(0, 1, 257, dtype=torch.float64)

@@ -22,7 +22,7 @@ _SCHEDULES = ("linear", "cosine")
 
 @dataclass(frozen=True)
 class Masked(Process):
-    """Absorbing diffusion with ``linear`` (``alpha = 1 - t``) or ``cosine`` (``cos(pi t/2)``) keep rate."""
+    """Absorbing diffusion; keep rate ``linear`` (``1 - t``) or ``cosine`` (``cos(pi t / 2)``)."""
 
     name: ClassVar[str] = "masked"
     is_discrete: ClassVar[bool] = True
@@ -54,8 +54,11 @@ class Masked(Process):
         return -HALF_PI * torch.sin(HALF_PI * t)
 
     def log_snr(self, t: float | Tensor) -> Tensor:
-        a = self.alpha(t)
-        return torch.log(a) - torch.log1p(-a)
+        t = as_t(t)
+        if self.schedule == "linear":
+            return torch.log1p(-t) - torch.log(t)
+        one_minus_a = 2 * torch.sin(HALF_PI * t / 2) ** 2  # 1 - cos(x), free of cancellation
+        return torch.log(self.alpha(t)) - torch.log(one_minus_a)
 
     def t_of_log_snr(self, log_snr: float | Tensor) -> Tensor:
         a = torch.sigmoid(as_t(log_snr))
@@ -70,7 +73,8 @@ class Masked(Process):
         if x.numel() and (int(x.min()) < 0 or int(x.max()) > self.mask_id):
             raise ValueError(
                 f"tokens must lie in [0, {self.vocab_size - 1}] (or be the mask id {self.mask_id});"
-                f" got range [{int(x.min())}, {int(x.max())}]. Is vocab_size={self.vocab_size} right?"
+                f" got range [{int(x.min())}, {int(x.max())}]. Is vocab_size={self.vocab_size}"
+                " right?"
             )
         return x
 

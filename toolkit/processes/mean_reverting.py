@@ -1,6 +1,6 @@
 """Mean-reverting diffusion (IR-SDE, Luo et al. 2023; the OU-VE family of MaRS, Li et al. 2025).
 
-Forward SDE ``dx = theta_t (mu - x) dt + s_t dW`` with ``s_t^2 = 2 lam^2 theta_t``; its marginal is::
+Forward SDE ``dx = theta_t (mu - x) dt + s_t dW`` with ``s_t^2 = 2 lam^2 theta_t``; marginal::
 
     x_t = mu + (x0 - mu) exp(-thetabar_t) + lam sqrt(1 - exp(-2 thetabar_t)) eps,
 

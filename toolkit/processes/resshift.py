@@ -1,4 +1,4 @@
-"""Residual shifting (ResShift, Yue et al. 2023): ``x_t = x0 + eta_t (y - x0) + kappa sqrt(eta_t) eps``.
+"""Residual shifting (ResShift, Yue et al. 2023): ``x_t = x0 + eta (y - x0) + kappa sqrt(eta) eps``.
 
 In the shared form ``alpha x0 + (1 - alpha) mu + sigma eps`` this is ``alpha = 1 - eta``,
 ``mu = y`` (the upsampled low-quality input) and ``sigma = kappa sqrt(eta)``. The chain has ``T``

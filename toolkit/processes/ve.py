@@ -1,4 +1,4 @@
-"""Variance-exploding process (EDM frame): ``x_t = x0 + sigma(t) eps`` with ``sigma(t) = sigma_max t``.
+"""Variance-exploding process (EDM frame): ``x_t = x0 + sigma(t) eps``, ``sigma(t) = sigma_max t``.
 
 EDM (Karras et al. 2022) uses ``sigma(t) = t``; we scale time to ``[0, 1]``. The time
 parametrisation is cosmetic: grids (Karras rho, log-SNR, ...) are built in sigma or log-SNR and
@@ -21,7 +21,7 @@ __all__ = ["VE"]
 
 @dataclass(frozen=True)
 class VE(GaussianProcess):
-    """``alpha = 1``, ``sigma = sigma_max * t``; ``t_min = sigma_min / sigma_max`` (EDM: 0.002, 80)."""
+    """``alpha = 1``, ``sigma = sigma_max t``; ``t_min = sigma_min / sigma_max`` (EDM 0.002, 80)."""
 
     name: ClassVar[str] = "ve"
     sigma_min: float = 0.002

@@ -62,10 +62,11 @@ class VPLinear(_VP):
 class VPCosine(_VP):
     """Cosine schedule (Nichol & Dhariwal 2021): ``alpha_bar = cos^2(f(t)) / cos^2(f(0))``.
 
-    With ``f(t) = pi/2 (t + s)/(1 + s)``, ``log_snr = 2 log cos f - log sin(f - f0) - log sin(f + f0)``
-    (the difference of squares avoids the cancellation in ``1 - alpha_bar``); ``log_snr(1) = -inf``
-    exactly. ``t_max`` defaults to where ``log_snr = -10.2`` (half log-SNR -5.1, diffusers'
-    ``lambda_min_clipped``): log-SNR solvers need a finite start.
+    With ``f(t) = pi/2 (t + s)/(1 + s)``,
+    ``log_snr = 2 log cos f - log sin(f - f0) - log sin(f + f0)`` (the difference of squares
+    avoids the cancellation in ``1 - alpha_bar``); ``log_snr(1) = -inf`` exactly. ``t_max``
+    defaults to where ``log_snr = -10.2`` (half log-SNR -5.1, diffusers' ``lambda_min_clipped``):
+    log-SNR solvers need a finite start.
     """
 
     name: ClassVar[str] = "vp-cosine"
