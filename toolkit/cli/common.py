@@ -54,7 +54,7 @@ def console():
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error (no traceback) and return the exit to raise."""
-    console().print(f"[bold red]error:[/] {message}")
+    console().print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import platform
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,10 +36,26 @@ EXTRAS = {
 
 
 def _available(module: str) -> bool:
+    """Whether ``module`` exists, found on disk without importing it or its parent packages
+    (only the top package, or ``sciffusion.<folder>``'s spec, is looked up)."""
+    parts = module.split(".")
+    head = 2 if parts[0] == "sciffusion" and len(parts) > 1 else 1
     try:
-        return importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(".".join(parts[:head]))
     except (ImportError, ValueError):
         return False
+    if spec is None:
+        return False
+    if head == len(parts):
+        return True
+    locations = [Path(p) for p in (spec.submodule_search_locations or [])]
+    for i, part in enumerate(parts[head:], start=head):
+        if i == len(parts) - 1 and any((loc / f"{part}.py").is_file() for loc in locations):
+            return True
+        locations = [loc / part for loc in locations if (loc / part / "__init__.py").is_file()]
+        if not locations:
+            return False
+    return True
 
 
 class LazyGroup(TyperGroup):
@@ -111,8 +128,10 @@ def info() -> None:
     table = Table(title=f"sciffusion {__version__}", show_header=False)
     table.add_row("python", platform.python_version())
     table.add_row("torch", torch.__version__)
-    for name in (
-        "pytorch_lightning",
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in (
+        "pytorch-lightning",
         "numpy",
         "scipy",
         "fastmri",
@@ -121,13 +140,11 @@ def info() -> None:
         "ase",
         "xarray",
     ):
-        ver = "-"
-        if _available(name):
-            try:
-                ver = getattr(importlib.import_module(name), "__version__", "installed")
-            except Exception as err:  # an installed but broken extra is worth reporting
-                ver = f"broken ({type(err).__name__})"
-        table.add_row(name, str(ver))
+        try:
+            ver = version(dist)
+        except PackageNotFoundError:
+            ver = "-"
+        table.add_row(dist, ver)
     extras = [e for e, mods in EXTRAS.items() if all(_available(m) for m in mods)]
     table.add_row("extras", ", ".join(extras) or "none")
     cuda = torch.cuda.is_available()
