@@ -30,7 +30,7 @@ class ToyConfig:
     mixture_seed: int = 0
     process: str = "vp-linear"
     prediction: str = "eps"
-    width: int = 256
+    width: int = 256  # MLP hidden width
     depth: int = 4
     steps: int = 3000
     batch_size: int = 512
@@ -84,7 +84,7 @@ def train_toy(
     out_dir = Path(out_dir)
     gm = toy_mixture(cfg)
     data = gm.sample(cfg.n_train, generator=torch.Generator().manual_seed(cfg.seed + 1)).float()
-    net = MLP(dim=2, width=cfg.width, depth=cfg.depth)
+    net = MLP(2, hidden=cfg.width, depth=cfg.depth)
     module = DiffusionModule(
         net,
         make_process(cfg.process),
