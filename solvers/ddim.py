@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
+import math
+
 from torch import Tensor
 
-from ._common import c, noise_like, prepare, report, steps
+from ._common import ddim_step, eps_of, noise_like, prepare, report, steps
 
 __all__ = ["ddim", "ddpm"]
 
@@ -23,34 +24,28 @@ def ddim(
 ) -> Tensor:
     """DDIM, Eq. (12) of Song et al. (2021), for any ``alpha, sigma``.
 
-    ``x' = alpha' D + sqrt(sigma'^2 - c^2) eps_hat + c z`` with ``eps_hat = (x - alpha D) / sigma`` and
-    ``c = eta sigma' sqrt(1 - e^{-2h})``, ``h = lam' - lam``. ``eta = 0`` is the deterministic
-    first-order solver (= DPM-Solver(++)-1 = Euler in ``sigma/alpha``); ``eta = 1`` is DDPM
-    ancestral sampling on the grid.
+    ``y' = alpha' D + sqrt(sigma'^2 - c^2) eps_hat + c z`` with
+    ``eps_hat = (y - alpha D) / sigma`` and ``c = eta sigma' sqrt(1 - e^{-2h})``,
+    ``h = lam' - lam``. ``eta = 0`` is the deterministic first-order solver (= DPM-Solver(++)-1 =
+    Euler in ``sigma/alpha``); ``eta = 1`` is DDPM ancestral sampling on the grid. ``generator``
+    may be one generator per sample.
     """
-    if eta < 0:
+    if not eta >= 0:
         raise ValueError(f"eta must be >= 0; got {eta}")
     y, model, s = prepare(denoiser, x, grid, cond, name="ddim")
     for i in steps(len(s) - 1, progress, "ddim"):
+        ps, pt = s[i], s[i + 1]
         d = model(y, i)
-        a_n, s_n = s.alpha[i + 1], s.sigma[i + 1]
-        if float(s_n) == 0:
-            y = d
+        if eta == 0 or pt.sigma == 0:
+            y = ddim_step(y, d, ps, pt)
         else:
-            eps = (y - c(s.alpha[i], y) * d) / c(s.sigma[i], y)
-            noise_std = eta * s_n * torch.sqrt(-torch.expm1(-2 * (s.lam[i + 1] - s.lam[i])))
-            noise_std = torch.clamp(noise_std, max=s_n)
-            y = c(a_n, y) * d + c(torch.sqrt(s_n**2 - noise_std**2), y) * eps
-            if eta > 0:
-                y = y + c(noise_std, y) * noise_like(y, generator)
-        report(
-            callback,
-            i=i,
-            t=float(s.t[i]),
-            t_next=float(s.t[i + 1]),
-            x=model.output(y),
-            x0=model.output(d),
-        )
+            std = min(eta * pt.sigma * math.sqrt(-math.expm1(2 * (ps.lam - pt.lam))), pt.sigma)
+            y = (
+                d * pt.alpha
+                + eps_of(y, d, ps) * math.sqrt(pt.sigma**2 - std**2)
+                + noise_like(y, generator) * std
+            )
+        report(callback, i=i, t=ps.t, t_next=pt.t, x=model.output(y), x0=model.output(d))
     return model.output(y)
 
 

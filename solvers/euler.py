@@ -1,13 +1,14 @@
-"""Euler and Heun (EDM, Karras et al. 2022, Alg. 1) in the VE frame ``x~ = x / alpha``, ``s = sigma / alpha``.
+"""Euler and Heun (EDM, Karras et al. 2022, Alg. 1) in the VE frame.
 
-``d x~ / d s = (x~ - D) / s``; a step to ``s = 0`` is a plain Euler step (= the denoiser's estimate).
+With ``x~ = y / alpha`` and ``s = sigma / alpha``: ``d x~ / d s = (x~ - D) / s``; a step to
+``s = 0`` is a plain Euler step (= the denoiser's estimate).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import c, prepare, report, steps
+from ._common import ddim_step, prepare, report, steps
 
 __all__ = ["euler", "heun"]
 
@@ -30,24 +31,20 @@ def heun(
 def _run(denoiser, x, grid, cond, callback, progress, *, second_order: bool):
     name = "heun" if second_order else "euler"
     y, model, s = prepare(denoiser, x, grid, cond, name=name)
-    st = s.sigma / s.alpha
     for i in steps(len(s) - 1, progress, name):
-        a, a_n = s.alpha[i], s.alpha[i + 1]
-        xt = y / c(a, y)
+        ps, pt = s[i], s[i + 1]
         d0 = model(y, i)
-        slope = (xt - d0) / c(st[i], y)
-        xn = xt + c(st[i + 1] - st[i], y) * slope
-        if second_order and float(st[i + 1]) > 0:
-            d1 = model(xn * c(a_n, y), i + 1)
-            slope1 = (xn - d1) / c(st[i + 1], y)
-            xn = xt + c(st[i + 1] - st[i], y) * 0.5 * (slope + slope1)
-        y = xn * c(a_n, y)
-        report(
-            callback,
-            i=i,
-            t=float(s.t[i]),
-            t_next=float(s.t[i + 1]),
-            x=model.output(y),
-            x0=model.output(d0),
-        )
+        if ps.alpha == 0:  # s = inf: the exact first-order map
+            y = ddim_step(y, d0, ps, pt)
+        else:
+            rs, rt = ps.sigma / ps.alpha, pt.sigma / pt.alpha
+            xt = y / ps.alpha
+            slope = (xt - d0) / rs
+            xn = xt + slope * (rt - rs)
+            if second_order and rt > 0:
+                d1 = model(xn * pt.alpha, i + 1)
+                slope1 = (xn - d1) / rt
+                xn = xt + (slope + slope1) * (0.5 * (rt - rs))
+            y = xn * pt.alpha
+        report(callback, i=i, t=ps.t, t_next=pt.t, x=model.output(y), x0=model.output(d0))
     return model.output(y)

@@ -28,12 +28,12 @@ class ToyConfig:
     kind: str = "smooth"  # mixture: smooth | sharp (docs/notes benchmark mixtures)
     n_components: int = 8
     mixture_seed: int = 0
-    process: str = "vp-linear"
-    prediction: str = "eps"
-    width: int = 256  # MLP hidden width
-    depth: int = 4
+    process: str = "vp-cosine"
+    prediction: str = "v"
+    width: int = 128  # MLP hidden width
+    depth: int = 3
     steps: int = 3000
-    batch_size: int = 512
+    batch_size: int = 256
     lr: float = 2e-3
     ema_decay: float = 0.999
     n_train: int = 100_000
