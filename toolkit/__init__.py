@@ -44,10 +44,16 @@ _LAZY = {
     "linear_gaussian_posterior": "oracles",
     "gmm_linear_posterior": "oracles",
     "reference_ode": "oracles",
+    "DiscreteOracle": "oracles",
+    "toy_discrete": "oracles",
     # guidance
     "cfg": "guidance",
     # training and I/O
     "DiffusionModule": "training",
+    "fit": "training",
+    "NETS": "nets",
+    "build_net": "nets",
+    "register_net": "nets",
     "save_pretrained": "io",
     "from_pretrained": "io",
     # helpers
@@ -77,12 +83,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .guidance import cfg
     from .io import from_pretrained, save_pretrained
     from .metrics import sliced_wasserstein
+    from .nets import NETS, build_net, register_net
     from .oracles import (
+        DiscreteOracle,
         GaussianMixtureOracle,
         GaussianOracle,
         gmm_linear_posterior,
         linear_gaussian_posterior,
         reference_ode,
+        toy_discrete,
         toy_gmm,
     )
     from .processes import (
@@ -102,4 +111,4 @@ if TYPE_CHECKING:  # pragma: no cover
         make_process,
         process_from_config,
     )
-    from .training import DiffusionModule
+    from .training import DiffusionModule, fit

@@ -62,3 +62,10 @@ def test_solvers_import_does_not_pull_optional_packs():
         " 'pytorch_lightning', 'sciffusion.domains.mri') if m in sys.modules])"
     )
     assert _run(code) == "[]"
+
+
+def test_every_exported_name_resolves():
+    import sciffusion
+
+    missing = [n for n in sciffusion.__all__ if getattr(sciffusion, n, None) is None]
+    assert missing == []
