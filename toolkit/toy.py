@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +45,14 @@ class ToyConfig:
     fast: bool = False
 
     def effective(self) -> ToyConfig:
-        """The config actually run: ``fast`` shrinks training and sampling for smoke runs."""
+        """The config actually run: ``fast`` caps training and sampling sizes for smoke runs."""
         if not self.fast:
             return self
-        return ToyConfig(
-            **{
-                **asdict(self),
-                "steps": min(self.steps, 200),
-                "n_samples": 1000,
-                "n_train": 20_000,
-                "width": 128,
-                "depth": 3,
-            }
+        return replace(
+            self,
+            steps=min(self.steps, 200),
+            n_samples=min(self.n_samples, 1000),
+            n_train=min(self.n_train, 20_000),
         )
 
 
