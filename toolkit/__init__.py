@@ -61,10 +61,15 @@ _LAZY = {
     "sliced_wasserstein": "metrics",
 }
 
-__all__ = ["__version__", *_LAZY]
+#: subpackages reachable as attributes (``sf.inverse.pigdm``), imported on first access
+_SUBMODULES = ("inverse", "solvers", "training", "nets", "oracles", "processes", "guidance")
+
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
@@ -73,7 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -78,6 +78,7 @@ class LazyGroup(TyperGroup):
         if not _available(module):
             return None
         app = importlib.import_module(module).app
+        app._add_completion = False  # completion belongs to the root command only
         cmd = typer.main.get_command(app)
         cmd.name = cmd_name
         self.commands[cmd_name] = cmd

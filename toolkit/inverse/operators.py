@@ -89,14 +89,15 @@ class Operator:
     def _check(self, v: Tensor, shape: tuple[int, ...], is_complex: bool, what: str) -> Tensor:
         if tuple(v.shape[1:]) != tuple(shape):
             raise ValueError(
-                f"{type(self).__name__}: {what} has shape {tuple(v.shape)} but the operator expects"
-                f" (B, {', '.join(map(str, shape))}). Check the image size / mask width / coil count."
+                f"{type(self).__name__}: {what} has shape {tuple(v.shape)} but the operator"
+                f" expects (B, {', '.join(map(str, shape))}). Check the image size / mask width /"
+                " coil count."
             )
         if v.is_complex() != is_complex:
             kind = "complex" if is_complex else "real"
             raise TypeError(
-                f"{type(self).__name__}: {what} is {'complex' if v.is_complex() else 'real'} but the"
-                f" operator expects {kind} data. Convert with torch.view_as_complex / .real, or"
+                f"{type(self).__name__}: {what} is {'complex' if v.is_complex() else 'real'} but"
+                f" the operator expects {kind} data. Convert with torch.view_as_complex / .real, or"
                 " sciffusion.complex.from_channels for (real, imag) channel pairs."
             )
         return v
@@ -117,6 +118,29 @@ class Operator:
         dt = dtype or (torch.complex64 if self.in_complex else torch.float32)
         return torch.zeros((batch, *self.in_shape), dtype=dt, device=device)
 
+    def vjp(self, x: Tensor, v: Tensor) -> Tensor:
+        """Vector-Jacobian product ``J(x)^H v`` (real inner product), by autograd."""
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            out = self.A(xx)
+            (g,) = torch.autograd.grad(out, xx, grad_outputs=v.to(out.dtype))
+        return g
+
+    def grad(self, x: Tensor, y: Tensor) -> Tensor:
+        """Gradient of the data fit ``1/2 ||A(x) - y||^2`` w.r.t. ``x``: ``J(x)^H (A(x) - y)``."""
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            r = self.A(xx) - y
+            loss = 0.5 * inner(r, r).sum()
+            (g,) = torch.autograd.grad(loss, xx)
+        return g
+
+    def __matmul__(self, other: Operator) -> Operator:
+        """``outer @ inner`` is the composition ``x -> outer(inner(x))``."""
+        from .combine import compose
+
+        return compose(self, other)
+
 
 class LinearOperator(Operator):
     """A linear operator. Subclasses define ``A`` and ``A_adjoint``; they may override ``pinv``,
@@ -124,6 +148,8 @@ class LinearOperator(Operator):
 
     linear = True
     has_svd: bool = False
+    # a fixed batch size for operators with per-sample parameters (per-sample masks); None if any
+    batch_size: int | None = None
 
     def A_adjoint(self, y: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must define A_adjoint(y)")
@@ -131,6 +157,31 @@ class LinearOperator(Operator):
     def normal(self, x: Tensor) -> Tensor:
         """``A^H A x``."""
         return self.A_adjoint(self.A(x))
+
+    def vjp(self, x: Tensor, v: Tensor) -> Tensor:
+        """``A^H v`` (the Jacobian of a linear map is the map itself)."""
+        return self.A_adjoint(v)
+
+    def grad(self, x: Tensor, y: Tensor) -> Tensor:
+        """Gradient of ``1/2 ||A x - y||^2``: ``A^H (A x - y)``."""
+        return self.A_adjoint(self.A(x) - y)
+
+    def dense(self, *, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+        """The real matrix of ``A`` on real coordinates, shape ``(m_real, n_real)``.
+
+        Complex entries count as two real coordinates (``view_as_real`` order: real, imaginary),
+        so ``dense()`` represents ``A`` in the real inner product of :func:`inner`. Small operators
+        only (``n_real`` applications of ``A``): tests, oracles and exact-covariance guidance.
+        """
+        n = int(torch.tensor(self.in_shape).prod()) * (2 if self.in_complex else 1)
+        eye = torch.eye(n, dtype=dtype, device=device)
+        if self.in_complex:
+            basis = torch.view_as_complex(eye.reshape(n, *self.in_shape, 2))
+        else:
+            basis = eye.reshape(n, *self.in_shape)
+        cols = self.A(basis)
+        cols = torch.view_as_real(cols) if cols.is_complex() else cols
+        return cols.reshape(n, -1).mT.contiguous()
 
     def pinv(self, y: Tensor, *, max_iter: int = 100, tol: float = 1e-6) -> Tensor:
         """Minimum-norm least squares ``A^+ y`` (CG on ``A^H A x = A^H y`` from zero)."""
@@ -173,12 +224,13 @@ class LinearOperator(Operator):
     def adjointness_test(
         self,
         *,
-        batch: int = 2,
+        batch: int | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float64,
         device=None,
     ) -> float:
         """Relative error ``|<A x, y> - <x, A^H y>| / (||A x|| ||y||)`` for random ``x, y``."""
+        batch = batch or self.batch_size or 2
         x = _randn((batch, *self.in_shape), self.in_complex, dtype, generator, device)
         Ax = self.A(x)
         y = _randn(tuple(Ax.shape), self.out_complex, dtype, generator, device)
@@ -194,15 +246,18 @@ class LinearOperator(Operator):
         dtype: torch.dtype = torch.float64,
         device=None,
     ) -> float:
-        """Spectral norm ``||A||_2`` by power iteration on ``A^H A``."""
-        x = _randn((1, *self.in_shape), self.in_complex, dtype, generator, device)
-        lam = 0.0
+        """Spectral norm ``||A||_2`` by power iteration on ``A^H A`` (the largest over the batch
+        for operators with per-sample parameters)."""
+        x = _randn(
+            (self.batch_size or 1, *self.in_shape), self.in_complex, dtype, generator, device
+        )
+        lam = torch.zeros(x.shape[0], dtype=torch.float64)
         for _ in range(n_iter):
             x = x / inner(x, x).sqrt().reshape((-1,) + (1,) * (x.ndim - 1))
             ax = self.normal(x)
-            lam = float(inner(x, ax))
+            lam = inner(x, ax)
             x = ax
-        return lam**0.5
+        return float(lam.max()) ** 0.5
 
 
 def _per_sample(v: float | Tensor, like: Tensor) -> Tensor | float:
