@@ -9,6 +9,7 @@ list`` prints it.
 """
 
 from ._common import check_grid, per_sample_generators
+from .dc_solver import CascadeRatios, DCRatios, dc_solver, fit_dc_ratios
 from .ddim import ddim, ddpm
 from .deis import DEIS_VARIANTS, deis
 from .dpm_solver import (
@@ -18,7 +19,9 @@ from .dpm_solver import (
     dpmsolver_multistep,
     fast_orders,
 )
+from .dpm_solver_v3 import dpm_solver_v3
 from .dpmpp import dpmpp_2m, dpmpp_2s, dpmpp_3m, dpmpp_multistep
+from .ems import ModelStatistics, estimate_statistics
 from .euler import euler, heun
 from .flow import flow_euler, flow_heun
 from .grids import (
@@ -34,10 +37,12 @@ from .grids import (
     uniform_t,
 )
 from .masked import categorical, first_hitting, masked_ancestral, maskgit
+from .momentum import ghvb, ghvb_coefficients, hb, hb_dpmpp_2m
 from .pndm import plms, pndm, spndm
 from .registry import SOLVERS, SolverSpec, get_solver, nfe_formula, register, sample
 from .sde import SI_DIFFUSIONS, euler_maruyama, sde_dpmpp_2m, sde_dpmsolver, si_sde
 from .teleport import fit_gaussian, safe_sigma_skip, teleport, teleport_grid
+from .time_shift import TimeShiftDenoiser, time_shift
 from .unipc import UNIPC_VARIANTS, unipc
 
 __all__ = [
@@ -47,30 +52,42 @@ __all__ = [
     "SOLVERS",
     "SPACINGS",
     "UNIPC_VARIANTS",
+    "CascadeRatios",
+    "DCRatios",
+    "ModelStatistics",
     "SolverSpec",
+    "TimeShiftDenoiser",
     "categorical",
     "check_grid",
     "custom_grid",
+    "dc_solver",
     "ddim",
     "ddpm",
     "deis",
     "dpm_solver",
     "dpm_solver_adaptive",
     "dpm_solver_fast",
+    "dpm_solver_v3",
     "dpmpp_2m",
     "dpmpp_2s",
     "dpmpp_3m",
     "dpmpp_multistep",
     "dpmsolver_multistep",
+    "estimate_statistics",
     "euler",
     "euler_maruyama",
     "fast_orders",
     "first_hitting",
+    "fit_dc_ratios",
     "fit_gaussian",
     "flow_euler",
     "flow_heun",
     "flow_shift",
     "get_solver",
+    "ghvb",
+    "ghvb_coefficients",
+    "hb",
+    "hb_dpmpp_2m",
     "heun",
     "karras",
     "make_grid",
@@ -91,6 +108,7 @@ __all__ = [
     "teleport",
     "teleport_grid",
     "time_quadratic",
+    "time_shift",
     "uniform_log_snr",
     "uniform_t",
     "unipc",
@@ -277,6 +295,31 @@ for _spec in (
         2,
         "PLMS = diffusers PNDM skip_prk_steps (constant-step AB: order 2 here)",
         nfe=_plus_one,
+    ),
+    # -- part 2: model statistics, momentum, time shift -------------------------------------------
+    _S(
+        "dpm_solver_v3",
+        dpm_solver_v3,
+        "ode",
+        2,
+        "DPM-Solver-v3 (2M + pseudo-order corrector: order 2) on model statistics (statistics=)",
+    ),
+    _S(
+        "dc_solver",
+        dc_solver,
+        "ode",
+        3,
+        "DC-Solver: UniPC-2 with compensated history (ratios=; all 1: UniPC exactly)",
+    ),
+    _S("hb", hb, "ode", 1, "heavy-ball PLMS-2, beta=0.8 (beta=1: PLMS-2 / DDIM for order=1)"),
+    _S("ghvb", ghvb, "ode", 2, "GHVB 1.5: generalised heavy ball, k=2, beta=0.5"),
+    _S("hb_dpmpp_2m", hb_dpmpp_2m, "ode", 1, "DPM-Solver++(2M) with heavy-ball momentum, beta=0.8"),
+    _S(
+        "time_shift",
+        time_shift,
+        "ode",
+        1,
+        "Time-Shift sampler on DDIM: model time matched to the sample variance (t > 0.3)",
     ),
     # -- stochastic ------------------------------------------------------------------------------
     _S("ddpm", ddpm, "sde", 0, "DDPM ancestral sampling (DDIM eta=1)"),

@@ -1,7 +1,8 @@
-"""``sciffusion solvers``: list the registered samplers."""
+"""``sciffusion solvers``: list the registered samplers; benchmark them on exact oracles."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,3 +40,30 @@ def list_solvers(
             order = "-" if spec.order == 0 else f"{spec.order:g}"
             table.add_row(spec.name, spec.kind, order, nfe_formula(spec), spec.summary)
     Console().print(table)
+
+
+@app.command("benchmark")
+def benchmark(
+    fast: Annotated[
+        bool, typer.Option("--fast", help="CI setting: fewer paths, problems and NFEs (< 1 min).")
+    ] = False,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            help="Markdown file whose solvers section (<!-- solvers:start/end -->) is rewritten,"
+            " e.g. docs/benchmarks.md; created with a title if missing."
+        ),
+    ] = None,
+) -> None:
+    """Our solvers vs diffusers' schedulers on the exact Gaussian-mixture oracle: endpoint error,
+    mode TV, sliced W2, parity, orders and per-step overhead (sciffusion.solvers.bench)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .bench import benchmark as run_benchmark
+    from .bench import has_diffusers
+
+    if not has_diffusers():
+        typer.echo("diffusers is not installed (pip install 'sciffusion[bench]'): ours only.")
+    command = "sciffusion solvers benchmark" + (" --fast" if fast else "")
+    run_benchmark(fast=fast, write=write, command=command)
