@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import platform
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -845,17 +844,10 @@ def run(*, fast: bool = False) -> dict:
 
 
 def write_section(text: str, path: Path) -> None:
-    """Replace the text between the solvers markers of ``docs/benchmarks.md`` (create it if
-    missing; other sections stay untouched)."""
-    from .._files import atomic_write_text
+    """Replace the ``solvers`` section of the report at ``path`` (other sections stay)."""
+    from .._report import write_section as _write
 
-    block = f"{START}\n## Solvers\n\n{text}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
+    _write("solvers", f"## Solvers\n\n{text}", path)
 
 
 def benchmark(*, fast: bool = False, write: Path | None = None, command: str = "") -> str:
