@@ -28,9 +28,8 @@
 import os
 
 import matplotlib.pyplot as plt
-import torch
-
 import sciffusion as sf
+import torch
 from sciffusion import solvers
 
 FAST = os.environ.get("SCIFFUSION_FAST") == "1"
@@ -44,8 +43,12 @@ torch.manual_seed(0)
 
 # %%
 t = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
-processes = {"VP linear": sf.VPLinear(), "VP cosine": sf.VPCosine(), "VE (EDM)": sf.VE(),
-             "flow (linear)": sf.LinearInterpolant()}
+processes = {
+    "VP linear": sf.VPLinear(),
+    "VP cosine": sf.VPCosine(),
+    "VE (EDM)": sf.VE(),
+    "flow (linear)": sf.LinearInterpolant(),
+}
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
 for name, p in processes.items():
     axes[0].plot(t, p.alpha(t), label=name)
@@ -74,7 +77,7 @@ D = gmm.denoiser(process)
 
 x0 = gmm.sample(2000, generator=torch.Generator().manual_seed(1))
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
-for ax, tt in zip(axes, (0.05, 0.2, 0.4, 0.7)):
+for ax, tt in zip(axes, (0.05, 0.2, 0.4, 0.7), strict=True):
     tb = torch.full((len(x0),), tt, dtype=torch.float64)
     xt = process.marginal(x0, tb, torch.randn(x0.shape, dtype=torch.float64))
     ax.scatter(*xt.T, s=2, alpha=0.3, label="x_t")
@@ -95,7 +98,8 @@ xt = torch.randn(5, 2, dtype=torch.float64)
 x0h = D(xt, tb)
 for pred in ("eps", "v", "score", "velocity"):
     out = from_x0(pred, x0h, xt, tb, process)
-    print(f"{pred:9s} round-trip error {float((to_x0(pred, out, xt, tb, process) - x0h).abs().max()):.1e}")
+    err = float((to_x0(pred, out, xt, tb, process) - x0h).abs().max())
+    print(f"{pred:9s} round-trip error {err:.1e}")
 
 # %% [markdown]
 # ## 3. Solvers on an exact problem
@@ -139,6 +143,6 @@ metrics = evaluate_toy(samples, cfg)
 print({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
 plot_toy(samples, cfg, metrics, "runs/tutorial-01/toy.png")
 
-from IPython.display import Image  # noqa: E402
+from IPython.display import Image
 
 Image("runs/tutorial-01/toy.png")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from typer.testing import CliRunner
-
 from sciffusion._version import __version__
 from sciffusion.cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -27,7 +26,8 @@ def test_help_imports_no_pack_and_no_torch():
         "import sys; from sciffusion.cli.main import app; from typer.testing import CliRunner;"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
         "assert 'toy' in r.output, r.output;"
-        "print([m for m in ('torch', 'sciffusion.domains.mri', 'sciffusion.cli.toy') if m in sys.modules])"
+        "mods = ('torch', 'sciffusion.domains.mri', 'sciffusion.cli.toy');"
+        "print([m for m in mods if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

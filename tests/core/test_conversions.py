@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sciffusion.conversions import PREDICTIONS, from_x0, to_x0, velocity_from_x0
 from sciffusion.denoiser import Denoiser, MaskedDenoiser, native_weight
 from sciffusion.oracles import GaussianOracle

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 from sciffusion._files import atomic_path, atomic_write_text, prepare_out_dir
 from sciffusion.config import dump_toml, load_config, save_config
 
@@ -57,7 +56,7 @@ def test_config_precedence_and_round_trip(tmp_path):
 def test_config_errors_name_the_key(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("stepz = 5\n")
-    with pytest.raises(ValueError, match="unknown key 'stepz'.*allowed keys: fast, lr"):
+    with pytest.raises(ValueError, match=r"unknown key 'stepz'.*allowed keys: fast, lr"):
         load_config(Cfg, f)
     f.write_text('steps = "many"\n')
     with pytest.raises(ValueError, match="'steps' must be int"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sciffusion.guidance import cfg
 from sciffusion.oracles import GaussianOracle
 from sciffusion.processes import VPLinear

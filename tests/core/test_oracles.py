@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from sciffusion.conversions import score_from_x0
 from sciffusion.metrics import sliced_wasserstein
 from sciffusion.oracles import (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {
@@ -45,7 +46,8 @@ def test_no_generic_top_level_modules_installed():
 
 def test_import_is_light_and_fast():
     code = (
-        "import sys, time; t = time.perf_counter(); import sciffusion; dt = time.perf_counter() - t;"
+        "import sys, time; t = time.perf_counter(); import sciffusion;"
+        "dt = time.perf_counter() - t;"
         "heavy = ['torch', 'rdkit', 'ase', 'xarray', 'h5py', 'fastmri', 'torchaudio',"
         " 'pytorch_lightning', 'lightning', 'scipy', 'matplotlib'];"
         "print(dt, [m for m in heavy if m in sys.modules])"

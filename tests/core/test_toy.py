@@ -6,9 +6,8 @@ import json
 import time
 
 import pytest
-from typer.testing import CliRunner
-
 from sciffusion.cli.main import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

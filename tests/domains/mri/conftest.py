@@ -14,3 +14,20 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _tiny_prior(kind: str, *, seed: int = 0):
+    """An untrained prior of ``kind`` on a tiny space-to-depth UNet (base 8): code paths only."""
+    from sciffusion.domains.mri.prior import MRIPrior, PriorRecipe, build_module
+
+    torch.manual_seed(seed)
+    module = build_module(PriorRecipe(prior=kind, base=8, mults=[1, 2], seed=seed))
+    den = module.denoiser()
+    den.net.eval()
+    return MRIPrior(den, kind, None, {})
+
+
+@pytest.fixture(scope="session")
+def tiny_prior():
+    """Factory ``tiny_prior(kind)`` of untrained tiny priors (see ``_tiny_prior``)."""
+    return _tiny_prior
