@@ -66,3 +66,18 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(Cfg, f)
     with pytest.raises(FileNotFoundError):
         load_config(Cfg, tmp_path / "missing.toml")
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    """mkstemp creates 0600 files; shipped checkpoints must stay readable by other users."""
+    import os
+    import stat
+
+    from sciffusion._files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

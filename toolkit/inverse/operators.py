@@ -43,26 +43,34 @@ def cg(
 ) -> Tensor:
     """Batched conjugate gradients for a Hermitian positive (semi-)definite ``apply``.
 
-    Stops per batch when ``||r|| <= tol ||b||``. Works on real and complex tensors of any rank.
+    Each batch entry stops (its iterate frozen) once ``||r|| <= tol ||b||``; ``tol`` is floored at
+    ten machine epsilons of the data's precision, because iterating past round-off on a singular
+    system (e.g. a masked normal operator in float32) loses conjugacy and diverges. Works on real
+    and complex tensors of any rank.
     """
+    real = b.real.dtype if b.is_complex() else b.dtype
+    tol = max(tol, 10 * torch.finfo(real).eps)
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - apply(x) if x0 is not None else b.clone()
     p = r.clone()
     rs = inner(r, r)
-    bnorm = inner(b, b).sqrt().clamp(min=1e-30)
+    bnorm = inner(b, b).sqrt().clamp(min=torch.finfo(real).tiny)
+    tiny = torch.finfo(rs.dtype).tiny
     shape = (-1,) + (1,) * (b.ndim - 1)
     for _ in range(max_iter):
-        if bool((rs.sqrt() <= tol * bnorm).all()):
+        active = rs.sqrt() > tol * bnorm
+        if not bool(active.any()):
             break
         Ap = apply(p)
         pAp = inner(p, Ap)
-        alpha = torch.where(pAp > 0, rs / pAp.clamp(min=1e-300), torch.zeros_like(rs))
+        ok = active & (pAp > 0)
+        alpha = torch.where(ok, rs / pAp.clamp(min=tiny), torch.zeros_like(rs))
         x = x + alpha.reshape(shape).to(x.dtype) * p
         r = r - alpha.reshape(shape).to(r.dtype) * Ap
         rs_new = inner(r, r)
-        beta = torch.where(rs > 0, rs_new / rs.clamp(min=1e-300), torch.zeros_like(rs))
-        p = r + beta.reshape(shape).to(r.dtype) * p
-        rs = rs_new
+        beta = torch.where(ok & (rs > 0), rs_new / rs.clamp(min=tiny), torch.zeros_like(rs))
+        p = torch.where(ok.reshape(shape), r + beta.reshape(shape).to(r.dtype) * p, p)
+        rs = torch.where(ok, rs_new, rs)
     return x
 
 
