@@ -8,8 +8,11 @@ mixture (:func:`sciffusion.oracles.toy_gmm`) is the ground truth, so every numbe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,9 @@ class ToyConfig:
     n_reference: int = 5  # exact reference sets for the distance and its floor
     seed: int = 0
     fast: bool = False
+    # torch CPU threads: the 2->128x3 MLP at batch 256 gains nothing from more, and extra threads
+    # spin against other work (2.5x slower per step at 2 threads on a busy 2-core machine)
+    threads: int = 1
 
     def effective(self) -> ToyConfig:
         """The config actually run: ``fast`` caps training and sampling sizes for smoke runs."""
@@ -54,6 +60,18 @@ class ToyConfig:
             n_samples=min(self.n_samples, 1000),
             n_train=min(self.n_train, 20_000),
         )
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (``n <= 0``: leave torch's setting), then restore it."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def toy_mixture(cfg: ToyConfig):
@@ -69,8 +87,13 @@ def train_toy(
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
-    """Train the toy denoiser: checkpoints in ``out_dir/checkpoints``, weights in ``model/``."""
+    """Train the toy denoiser: checkpoints in ``out_dir/checkpoints``, weights in ``model/``.
+
+    An earlier run's checkpoints are continued with ``resume``, discarded with ``force`` (a fresh
+    run), and otherwise an error.
+    """
     from .io import save_pretrained
     from .nets import MLP
     from .processes import make_process
@@ -78,6 +101,8 @@ def train_toy(
 
     cfg = cfg.effective()
     out_dir = Path(out_dir)
+    if force and not resume:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     gm = toy_mixture(cfg)
     data = gm.sample(cfg.n_train, generator=torch.Generator().manual_seed(cfg.seed + 1)).float()
     net = MLP(2, hidden=cfg.width, depth=cfg.depth)
@@ -89,17 +114,18 @@ def train_toy(
         ema_decay=cfg.ema_decay,
         seed=cfg.seed,
     )
-    fit(
-        module,
-        data,
-        max_steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        accelerator=device,
-        ckpt_dir=out_dir / "checkpoints",
-        resume=resume,
-        progress=progress,
-    )
+    with _threads(cfg.threads):
+        fit(
+            module,
+            data,
+            max_steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            accelerator=device,
+            ckpt_dir=out_dir / "checkpoints",
+            resume=resume,
+            progress=progress,
+        )
     save_pretrained(module, out_dir / "model", force=True)
     return out_dir / "model"
 
@@ -121,7 +147,7 @@ def sample_toy(
     g = torch.Generator(device="cpu").manual_seed(cfg.seed + 2)
     x = proc.prior_sample((cfg.n_samples, 2), generator=g).to(device)
     grid = solvers.make_grid(proc, cfg.nfe)
-    with torch.no_grad():
+    with torch.no_grad(), _threads(cfg.threads):
         return solvers.sample(cfg.solver, denoiser, x, grid, progress=progress).cpu()
 
 
@@ -192,11 +218,14 @@ def run_toy(
     device: str = "cpu",
     progress: bool = True,
     resume: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train, sample, evaluate and plot into ``out_dir``; returns the metrics (metrics.json)."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    model_dir = train_toy(cfg, out_dir, device=device, resume=resume, progress=progress)
+    model_dir = train_toy(
+        cfg, out_dir, device=device, resume=resume, progress=progress, force=force
+    )
     t1 = time.perf_counter()
     samples = sample_toy(model_dir, cfg, device=device)
     t2 = time.perf_counter()

@@ -27,7 +27,7 @@ def toy_demo(out_dir: Path, *, seed: int, device: str, fast: bool, console) -> d
 
     cfg = ToyConfig(seed=seed, fast=fast)
     save_config(cfg, out_dir)
-    m = run_toy(cfg, out_dir, device=device)
+    m = run_toy(cfg, out_dir, device=device, force=True)  # run_demos checked --force
     _print_metrics(m)
     return {k: m[k] for k in ("sliced_w2", "sliced_w2_floor", "ratio_to_floor", "mode_weight_tv")}
 

@@ -83,7 +83,8 @@ def train(
         fast=fast,
         steps=steps,
     )
-    model = train_toy(cfg, out_dir, device=str(resolve_device(device)), resume=resume)
+    dev = str(resolve_device(device))
+    model = train_toy(cfg, out_dir, device=dev, resume=resume, force=force)
     console().print(f"model saved to {model}")
 
 
@@ -182,5 +183,5 @@ def run(
         solver=solver,
         nfe=nfe,
     )
-    _print_metrics(run_toy(cfg, out_dir, device=str(resolve_device(device))))
+    _print_metrics(run_toy(cfg, out_dir, device=str(resolve_device(device)), force=force))
     console().print(f"outputs in {out_dir} (toy.png, metrics.json, model/, config.toml)")

@@ -62,11 +62,25 @@ class LastCheckpoint(pl.Callback):
         self._save(trainer)
 
 
+class _DropAdverts(logging.Filter):
+    """Drop Lightning's advertisements and notes that say nothing about this run."""
+
+    NOISE = ("litlogger", "litmodels", "`weights_only` was not set")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in self.NOISE)
+
+
 @contextlib.contextmanager
 def _quiet(progress: bool) -> Iterator[None]:
     names = ("pytorch_lightning", "lightning_fabric", "lightning")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
+    drop = _DropAdverts()
+    handlers = [h for lg in loggers for h in lg.handlers]
+    for h in handlers:
+        h.addFilter(drop)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
@@ -81,6 +95,8 @@ def _quiet(progress: bool) -> Iterator[None]:
         finally:
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
+            for h in handlers:
+                h.removeFilter(drop)
 
 
 def fit(
