@@ -204,6 +204,8 @@ def mri_benchmark(
                 for v in variants:
                     from .recon import METHODS
 
+                    if nc is not None and v.method == "hard":
+                        continue  # noisy multi-coil: hard DC is CG-SENSE (reconstruct refuses it)
                     kind = METHODS[v.method].prior
                     if kind is not None and kind not in loaded:
                         loaded[kind] = load_prior(kind)

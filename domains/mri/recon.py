@@ -210,6 +210,13 @@ def reconstruct(
     if not (sigma >= 0 and sigma < float("inf")):
         raise ValueError(f"sigma must be finite and >= 0; got {sigma}")
     opts = dict(options or {})
+    if maps is not None and sigma > 0 and (method == "hard" or opts.get("dc") == "hard"):
+        raise ValueError(
+            "hard data consistency needs noiseless data on multi-coil k-space: with several coils"
+            " the column-undersampled SENSE system is (over)determined, so the projection returns"
+            " the least-squares SENSE solution, discarding the prior and amplifying the noise"
+            f" (sigma={sigma}); use method='prox' (or options={{'dc': 'prox'}})"
+        )
     spec = METHODS[method]
     B, (H, W) = kspace.shape[0], kspace.shape[-2:]
     m = check_mask(mask, W, batch=B)

@@ -181,3 +181,16 @@ def test_irsde_samplers(solver, data, priors):
             prior=priors["cond"],
             solver=solver if solver != "dpmpp_2m" else "mr_sampler",
         )
+
+
+def test_hard_dc_on_noisy_multicoil_data_is_refused():
+    """With several coils hard DC is the least-squares SENSE solution (prior discarded, noise
+    amplified: -9 dB PSNR in the benchmark before this check)."""
+    from sciffusion.domains.mri import reconstruct
+
+    k = torch.zeros(1, 4, 16, 16, dtype=torch.complex64)
+    maps = torch.ones(4, 16, 16, dtype=torch.complex64) / 2
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[6:10] = True
+    with pytest.raises(ValueError, match=r"needs noiseless data.*method='prox'"):
+        reconstruct(k, mask, method="hard", maps=maps, sigma=0.01)
