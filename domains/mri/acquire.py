@@ -230,8 +230,8 @@ def _final_dc(
     replacement for single coil, CG for SENSE).
 
     The core's ``ads(hard_consistency=True)`` solves the same projection by generic CG on the
-    singular normal operator with ``tol=1e-10``, which diverges in float32 (values ~1e9 seen);
-    this uses the operator's own (closed-form) pseudo-inverse instead.
+    masked normal operator (to float32 precision); this uses the MRI operator's own
+    pseudo-inverse instead, which is closed-form (exact k-space replacement) for single coil.
     """
     out = []
     for b in range(samples.shape[0]):

@@ -319,20 +319,10 @@ def format_table(rows: list[dict], *, header: bool = True) -> str:
 
 
 def write_section(path: str | Path, text: str, *, name: str = "mri") -> Path:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path``
-    (appending the section when the markers are absent); atomic."""
-    from sciffusion._files import atomic_write_text
+    """Replace the ``name`` section of the report at ``path`` (see :mod:`sciffusion._report`)."""
+    from sciffusion._report import write_section as _write
 
-    path = Path(path)
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        i, j = old.index(start), old.index(end) + len(end)
-        new = old[:i] + block + old[j:]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
-    return atomic_write_text(path, new)
+    return _write(name, text, path)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:

@@ -8,7 +8,6 @@ import pytest
 import torch
 from sciffusion import GaussianOracle, VPDiscrete, VPLinear, solvers
 from sciffusion.inverse import (
-    Matrix,
     Nonlinear,
     annealed_target,
     cfg_target,
@@ -215,7 +214,6 @@ def test_smc_errors():
         fk_steering(D, torch.zeros(4, 4, dtype=torch.float64), grid, lambda v: v)
     with pytest.raises(TypeError, match=r"\(denoiser, beta\)"):
         fk_corrector([D], torch.zeros(4, 4), grid)
-    assert isinstance(Matrix(torch.eye(2)), Matrix)
 
 
 def _weighted_mode_tv(posterior, res) -> float:

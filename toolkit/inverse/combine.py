@@ -41,12 +41,12 @@ def _check_chain(outer: Operator, inner_op: Operator) -> None:
         )
 
 
-class Composed(LinearOperator):
-    """``A = A_k ... A_2 A_1`` for linear operators (``ops`` listed outermost first)."""
+class _Chain(Operator):
+    """``A = A_k o ... o A_1`` (``ops`` listed outermost first): shapes checked link by link."""
 
-    def __init__(self, *ops: LinearOperator) -> None:
+    def __init__(self, *ops: Operator) -> None:
         if len(ops) < 2:
-            raise ValueError("Composed needs at least two operators")
+            raise ValueError(f"{type(self).__name__} needs at least two operators")
         for outer, inner_op in itertools.pairwise(ops):
             _check_chain(outer, inner_op)
         self.ops = tuple(ops)
@@ -57,6 +57,10 @@ class Composed(LinearOperator):
         for op in reversed(self.ops):
             x = op.A(x)
         return x
+
+
+class Composed(_Chain, LinearOperator):
+    """``A = A_k ... A_2 A_1`` for linear operators (``ops`` listed outermost first)."""
 
     def A_adjoint(self, y: Tensor) -> Tensor:
         for op in self.ops:
@@ -64,22 +68,8 @@ class Composed(LinearOperator):
         return y
 
 
-class ComposedNonlinear(Operator):
+class ComposedNonlinear(_Chain):
     """``A = A_k o ... o A_1`` where at least one factor is non-linear."""
-
-    def __init__(self, *ops: Operator) -> None:
-        if len(ops) < 2:
-            raise ValueError("a composition needs at least two operators")
-        for outer, inner_op in itertools.pairwise(ops):
-            _check_chain(outer, inner_op)
-        self.ops = tuple(ops)
-        self.in_shape, self.in_complex = ops[-1].in_shape, ops[-1].in_complex
-        self.out_shape, self.out_complex = ops[0].out_shape, ops[0].out_complex
-
-    def A(self, x: Tensor) -> Tensor:
-        for op in reversed(self.ops):
-            x = op.A(x)
-        return x
 
 
 def compose(*ops: Operator) -> Operator:
