@@ -538,3 +538,15 @@ def test_module_errors():
         DiffusionModule(net, sf.MeanReverting()).loss(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="mask shape"):
         module.loss({"x0": torch.zeros(2, 2), "mask": torch.ones(3, dtype=torch.bool)})
+
+
+def test_progress_bar_counts_steps_of_the_whole_run(tmp_path, capsys):
+    """The bar counts optimizer steps to ``max_steps`` (Lightning's rich bar said 'Epoch 7/-2'),
+    across epochs, and a resumed run starts at its restored step."""
+    data = torch.randn(16, 2, generator=_gen(0))
+    kw = dict(batch_size=8, accelerator="cpu", seed=0)  # 2 batches per epoch: 5 steps = 3 epochs
+    fit(_fit_module(), data, max_steps=3, ckpt_dir=tmp_path, **kw)
+    fit(_fit_module(), data, max_steps=5, ckpt_dir=tmp_path, resume=True, **kw)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "5/5" in err and "loss=" in err
+    assert "Epoch" not in err and "/-" not in err

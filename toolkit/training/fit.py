@@ -22,9 +22,57 @@ from torch.utils.data import DataLoader, Dataset
 from .data import make_loader
 from .module import DiffusionModule
 
-__all__ = ["LastCheckpoint", "fit"]
+__all__ = ["LastCheckpoint", "StepProgress", "fit"]
 
 CKPT_NAME = "last.ckpt"
+
+
+class StepProgress(pl.callbacks.ProgressBar):
+    """One bar over the optimizer steps of the whole run (``step k/max_steps``, loss, rate).
+
+    Lightning's default bars count epochs; ``fit`` is step-based (``max_epochs=-1``), for which
+    the rich bar prints ``Epoch 7/-2``. A resumed run starts the bar at its restored step.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._bar: Any = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=int(trainer.max_steps),
+            initial=int(trainer.global_step),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self._enabled and trainer.is_global_zero),
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(int(trainer.global_step) - self._bar.n)
+        loss = trainer.progress_bar_metrics.get("loss")
+        if loss is not None:
+            self._bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+
+    def on_train_end(self, *_: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class LastCheckpoint(pl.Callback):
@@ -65,7 +113,8 @@ class LastCheckpoint(pl.Callback):
 class _DropAdverts(logging.Filter):
     """Drop Lightning's advertisements and notes that say nothing about this run."""
 
-    NOISE = ("litlogger", "litmodels", "`weights_only` was not set")
+    # "stopped: `max_steps=N` reached" is what StepProgress already shows
+    NOISE = ("litlogger", "litmodels", "`weights_only` was not set", "stopped: `max_steps=")
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
@@ -155,6 +204,8 @@ def fit(
             )
         ckpt_path = str(last) if last.exists() else None
         cbs.append(LastCheckpoint(ckpt_dir, ckpt_every))
+    if progress and not any(isinstance(cb, pl.callbacks.ProgressBar) for cb in cbs):
+        cbs.append(StepProgress())
     with _quiet(progress):
         pl.seed_everything(seed, workers=True, verbose=False)
         module.seed = int(seed)
