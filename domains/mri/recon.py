@@ -30,6 +30,7 @@ at a time, their ``n_samples`` posterior samples in one batch.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -313,6 +314,22 @@ _KNOBS = {
 }
 
 
+def _warn_if_degenerate(ess: Tensor, n_particles: int) -> None:
+    """Warn when SMC's weights collapsed at most steps: then every particle descends from one
+    ancestor and the samples' spread says little about the posterior (seen on 64 x 64 phantoms
+    at sigma = 0.01 with 8 particles: ESS ~ 1 at most of 20 steps, std 0)."""
+    med = float(ess.median()) if ess.numel() else float(n_particles)
+    if n_particles > 1 and med < max(1.5, 0.1 * n_particles):
+        warnings.warn(
+            f"smc: the particle weights degenerated (median effective sample size {med:.2f} of"
+            f" {n_particles} particles over {ess.numel()} steps), so the particles share few"
+            " ancestors and their std understates the posterior spread; use more particles"
+            " (n_particles), a larger c_twist, or method 'cond' for uncertainty maps",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _diffusion(method, den, op, y, sig, S, solver, steps, generator, opts, progress) -> Tensor:
     """``S`` samples ``(S, 2, H, W)`` of one slice (normalised units)."""
     from sciffusion import solvers
@@ -363,6 +380,7 @@ def _diffusion(method, den, op, y, sig, S, solver, steps, generator, opts, progr
             generator=generator,
             progress=progress,
         )
+        _warn_if_degenerate(res.ess, K)
         return resample(res, generator)  # K equally weighted particles
 
     dc_kind = opts.get("dc", "prox" if method == "cond" else None)

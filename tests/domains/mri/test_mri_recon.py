@@ -194,3 +194,39 @@ def test_hard_dc_on_noisy_multicoil_data_is_refused():
     mask[6:10] = True
     with pytest.raises(ValueError, match=r"needs noiseless data.*method='prox'"):
         reconstruct(k, mask, method="hard", maps=maps, sigma=0.01)
+
+
+@pytest.mark.parametrize("degenerate", [True, False])
+def test_smc_warns_when_its_weights_collapse(degenerate, data, priors, monkeypatch):
+    """ESS ~ 1 at most steps means one ancestor for all particles: the std is then no posterior
+    spread, and the user is told so (and not told so when the weights are healthy)."""
+    import warnings
+
+    import sciffusion.inverse.smc as smc
+
+    real = smc.twisted_smc
+
+    def fake(*args, **kwargs):
+        res = real(*args, **kwargs)
+        K = kwargs["n_particles"]
+        ess = torch.full_like(res.ess, 1.0 if degenerate else 0.6 * K)
+        return res._replace(ess=ess)
+
+    monkeypatch.setattr(smc, "twisted_smc", fake)
+    k, mask, _ = data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reconstruct(
+            k[:1],
+            mask,
+            method="smc",
+            prior=priors["uncond"],
+            sigma=0.01,
+            nfe=3,
+            options={"n_particles": 4},
+            generator=torch.Generator().manual_seed(0),
+        )
+    hits = [w for w in caught if "weights degenerated" in str(w.message)]
+    assert len(hits) == (1 if degenerate else 0)
+    if degenerate:
+        assert "n_particles" in str(hits[0].message) and "1.00 of 4" in str(hits[0].message)
