@@ -8,6 +8,7 @@ import itertools
 import math
 
 import pytest
+import pytorch_lightning as pl
 import sciffusion as sf
 import torch
 from sciffusion import solvers
@@ -550,3 +551,66 @@ def test_progress_bar_counts_steps_of_the_whole_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "3/3" in err and "5/5" in err and "loss=" in err
     assert "Epoch" not in err and "/-" not in err
+
+
+def test_resume_mid_epoch_with_shuffling_continues_exactly(tmp_path):
+    """20 samples in batches of 8 (3 per epoch, the last one short), shuffled: 4 steps (mid
+    epoch 2) + resume to 8 equals 8 steps in one go, and no 'not resumable' warning is raised."""
+    import warnings
+
+    data = torch.randn(20, 2, generator=_gen(0))
+    kw = dict(batch_size=8, progress=False, accelerator="cpu", seed=5)
+    ref = _fit_module()
+    fit(ref, data, max_steps=8, **kw)
+    fit(_fit_module(), data, max_steps=4, ckpt_dir=tmp_path, **kw)
+    second = _fit_module(seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(second, data, max_steps=8, ckpt_dir=tmp_path, resume=True, **kw)
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+    for a, b in zip(ref.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_epoch_sampler_orders():
+    from sciffusion.training.data import EpochSampler
+
+    s = EpochSampler(10, seed=1)
+    first, second = list(s), list(s)  # by hand: the epoch advances per pass
+    assert sorted(first) == list(range(10)) and first != second
+    s.set_epoch(1)
+    assert list(s) == second
+    s.resume(batches_done=4, batch_size=3)  # 4 per epoch: epoch 1 from its start
+    assert list(s) == second
+    s.resume(batches_done=5, batch_size=3)  # one batch into epoch 1
+    assert list(s) == second[3:]
+    assert list(EpochSampler(4, shuffle=False)) == [0, 1, 2, 3]
+
+
+def test_resume_after_a_crash_continues_exactly(tmp_path):
+    """A run that dies after its step-4 checkpoint (mid epoch) and is resumed to 8 steps equals
+    8 steps in one go."""
+
+    class Crash(pl.Callback):
+        def on_train_batch_start(self, trainer, *_):
+            if trainer.global_step == 6:
+                raise RuntimeError("simulated crash")
+
+    data = torch.randn(20, 2, generator=_gen(0))
+    kw = dict(batch_size=8, progress=False, accelerator="cpu", seed=5)
+    ref = _fit_module()
+    fit(ref, data, max_steps=8, **kw)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(
+            _fit_module(),
+            data,
+            max_steps=8,
+            ckpt_dir=tmp_path,
+            ckpt_every=4,
+            callbacks=[Crash()],
+            **kw,
+        )
+    second = _fit_module(seed=1)
+    fit(second, data, max_steps=8, ckpt_dir=tmp_path, resume=True, **kw)
+    for a, b in zip(ref.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .data import make_loader
+from .data import EpochSampler, make_loader
 from .module import DiffusionModule
 
 __all__ = ["LastCheckpoint", "StepProgress", "fit"]
@@ -122,7 +122,7 @@ class _DropAdverts(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet(progress: bool) -> Iterator[None]:
+def _quiet(progress: bool, exact_resume: bool = False) -> Iterator[None]:
     names = ("pytorch_lightning", "lightning_fabric", "lightning")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
@@ -136,6 +136,8 @@ def _quiet(progress: bool) -> Iterator[None]:
         warnings.filterwarnings("ignore", ".*litlogger.*|.*litmodels.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # the EMA copy
         warnings.filterwarnings("ignore", ".*LeafSpec.*")  # Lightning vs torch 2.11 pytree
+        if exact_resume:  # make_loader's EpochSampler continues mid-epoch exactly
+            warnings.filterwarnings("ignore", ".*your dataloader is not resumable.*")
         if not progress:
             for lg in loggers:
                 lg.setLevel(logging.WARNING)
@@ -146,6 +148,15 @@ def _quiet(progress: bool) -> Iterator[None]:
                 lg.setLevel(level)
             for h in handlers:
                 h.removeFilter(drop)
+
+
+def _resume_order(loader: DataLoader, ckpt_path: str, accumulate: int) -> None:
+    """Start ``loader``'s sampler where the checkpointed run stopped (set before Lightning makes
+    its first iterator, which worker processes start reading at once)."""
+    import torch
+
+    step = int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"])
+    loader.sampler.resume(step * int(accumulate), int(loader.batch_size or 1), loader.drop_last)
 
 
 def fit(
@@ -206,11 +217,17 @@ def fit(
         cbs.append(LastCheckpoint(ckpt_dir, ckpt_every))
     if progress and not any(isinstance(cb, pl.callbacks.ProgressBar) for cb in cbs):
         cbs.append(StepProgress())
-    with _quiet(progress):
+    loader = make_loader(data, batch_size=batch_size, seed=seed, num_workers=num_workers)
+    one_process = num_nodes == 1 and (
+        str(devices) == "1" or (isinstance(devices, Sequence) and len(devices) == 1)
+    )  # several processes: Lightning swaps in a DistributedSampler
+    exact_resume = isinstance(loader.sampler, EpochSampler) and one_process
+    if ckpt_path is not None and exact_resume:
+        _resume_order(loader, ckpt_path, trainer_kwargs.get("accumulate_grad_batches", 1))
+    with _quiet(progress, exact_resume):
         pl.seed_everything(seed, workers=True, verbose=False)
         module.seed = int(seed)
         module.reset_generator()
-        loader = make_loader(data, batch_size=batch_size, seed=seed, num_workers=num_workers)
         trainer = pl.Trainer(
             max_steps=max_steps,
             max_epochs=-1,
