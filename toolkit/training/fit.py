@@ -50,6 +50,8 @@ class StepProgress(pl.callbacks.ProgressBar):
         return self._enabled
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import sys
+
         from tqdm.auto import tqdm
 
         self._bar = tqdm(
@@ -58,6 +60,7 @@ class StepProgress(pl.callbacks.ProgressBar):
             desc="train",
             unit="step",
             dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 15.0,  # a log file gets a line per 15 s
             disable=not (self._enabled and trainer.is_global_zero),
         )
 
