@@ -9,6 +9,7 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = ("json", "safetensors", "h5", "toml")  # package-data kinds (pyproject)
 FOLDERS = {
     "toolkit": "sciffusion",
     "solvers": "sciffusion.solvers",
@@ -30,8 +31,10 @@ def test_every_source_package_is_listed_in_pyproject():
     )
     found = set()
     for folder, pkg in FOLDERS.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder).parts
+        marks = [*(ROOT / folder).rglob("__init__.py")]  # code packages
+        marks += [f for ext in DATA for f in (ROOT / folder).rglob(f"*.{ext}")]  # data folders
+        for mark in marks:
+            rel = mark.parent.relative_to(ROOT / folder).parts
             found.add(".".join([pkg, *rel]))
     assert found == listed, f"unlisted: {found - listed}; stale: {listed - found}"
 

@@ -32,6 +32,7 @@ def _residual(rec, kspace, mask) -> float:
     return float(r.abs().norm() / (kspace * m).abs().norm())
 
 
+@pytest.mark.filterwarnings("ignore:smc. the particle weights degenerated")  # 3 particles
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_runs(method, data, priors):
     k, mask, _ = data
