@@ -155,7 +155,9 @@ def build_module(recipe: PriorRecipe):
 class PairDataset(Dataset):
     """Training samples for a prior kind, drawn on the fly from complex images ``(N, H, W)``.
 
-    Item ``i`` (its ``k``-th draw) uses a generator seeded by ``(seed, i, k)``: a mask (kind and
+    Item ``i`` (its ``k``-th draw; key ``(i, k)`` from :func:`sciffusion.training.make_loader`,
+    whose sampler passes the epoch as ``k``, so a resumed run draws what an uninterrupted one
+    would) uses a generator seeded by ``(seed, i, k)``: a mask (kind and
     rate uniform over :data:`TRAIN_MASKS` x :data:`TRAIN_RATES`), noise ``sigma' ~ U[0, 2 sigma]``,
     ``y = M (F x + sigma' n)``, ``s = intensity_scale(y)``. Returns ``{"x0": x / s}`` (uncond),
     ``{"x0", "cond": A^H y / s}`` (cond) or ``{"x0", "mu": A^H y / s}`` (irsde), channels
@@ -191,10 +193,16 @@ class PairDataset(Dataset):
             out["cond" if self.prior == "cond" else "mu"] = zf
         return out
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        g = torch.Generator().manual_seed(hash((self.seed, int(i), self.draws[i])) % (2**63))
-        self.draws[i] += 1
-        return self.pair(int(i), g)
+    epoch_keys = True  # make_loader yields (index, epoch) keys
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        if isinstance(key, tuple):
+            i, k = int(key[0]), int(key[1])
+        else:
+            i, k = int(key), self.draws[int(key)]
+            self.draws[i] += 1
+        g = torch.Generator().manual_seed(hash((self.seed, i, k)) % (2**63))
+        return self.pair(i, g)
 
 
 def train_prior(

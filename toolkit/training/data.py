@@ -64,11 +64,12 @@ class EpochSampler(Sampler[int]):
     taken mid-epoch sees exactly the batches an uninterrupted run would: :func:`fit` calls
     :meth:`resume` with the batches already consumed, and the next epoch starts after them.
     Lightning calls :meth:`set_epoch` before every epoch; iterated by hand, the epoch advances by
-    one per pass.
+    one per pass. With ``keyed`` it yields ``(index, epoch)`` keys, for datasets that draw
+    randomly per item (``epoch_keys = True``): their draws then follow the epoch too.
     """
 
-    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
-        self.n, self.seed, self.shuffle = int(n), int(seed), bool(shuffle)
+    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, keyed: bool = False) -> None:
+        self.n, self.seed, self.shuffle, self.keyed = int(n), int(seed), bool(shuffle), bool(keyed)
         self.epoch = 0
         self._resume: tuple[int, int, int] | None = None  # (batches done, per epoch, batch size)
         self._shift, self._align = 0, False
@@ -94,14 +95,15 @@ class EpochSampler(Sampler[int]):
         g = torch.Generator().manual_seed(((self.seed & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF))
         return torch.randperm(self.n, generator=g)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Any]:
         epoch, start = self.epoch, 0
         self.epoch += 1
         if self._resume is not None:
             done, per_epoch, batch_size = self._resume
             self._resume = None
             start = max(0, done - epoch * per_epoch) * batch_size
-        yield from self.order(epoch)[start:].tolist()
+        order = self.order(epoch)[start:].tolist()
+        yield from ((i, epoch) for i in order) if self.keyed else order
 
     def __len__(self) -> int:
         return self.n
@@ -135,7 +137,9 @@ def make_loader(
     return DataLoader(
         ds,
         batch_size=batch_size,
-        sampler=None if n is None else EpochSampler(n, seed=seed, shuffle=shuffle),
+        sampler=None
+        if n is None
+        else EpochSampler(n, seed=seed, shuffle=shuffle, keyed=getattr(ds, "epoch_keys", False)),
         num_workers=num_workers,
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
