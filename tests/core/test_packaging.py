@@ -9,7 +9,6 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ("json", "safetensors", "h5", "toml")  # package-data kinds (pyproject)
 FOLDERS = {
     "toolkit": "sciffusion",
     "solvers": "sciffusion.solvers",
@@ -26,13 +25,13 @@ def _run(code: str) -> str:
 
 
 def test_every_source_package_is_listed_in_pyproject():
-    listed = set(
-        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    )
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    data_globs = setuptools["package-data"]["*"]  # e.g. "*.safetensors"
     found = set()
     for folder, pkg in FOLDERS.items():
         marks = [*(ROOT / folder).rglob("__init__.py")]  # code packages
-        marks += [f for ext in DATA for f in (ROOT / folder).rglob(f"*.{ext}")]  # data folders
+        marks += [f for glob in data_globs for f in (ROOT / folder).rglob(glob)]  # data folders
         for mark in marks:
             rel = mark.parent.relative_to(ROOT / folder).parts
             found.add(".".join([pkg, *rel]))

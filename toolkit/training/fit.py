@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -50,8 +51,6 @@ class StepProgress(pl.callbacks.ProgressBar):
         return self._enabled
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        import sys
-
         from tqdm.auto import tqdm
 
         self._bar = tqdm(
